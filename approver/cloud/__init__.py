@@ -1,0 +1,1 @@
+"""The VPCEP client: signer, transport, pagination, error tree, retries, credentials."""
