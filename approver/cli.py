@@ -22,7 +22,7 @@ from approver import __version__, cli_audit, cli_policy
 from approver.audit import AuditLog, AuditWriteError, configure_logging
 from approver.cloud.client import ClientSettings, VpcepClient
 from approver.cloud.credentials import CredentialFiles, CredentialsError, resolve
-from approver.cloud.regions import UnknownRegion
+from approver.cloud.regions import EndpointError
 from approver.config import ConfigError, Settings, Target, load_settings
 from approver.daemon import AuditRecorder, Daemon, PolicyHolder, utcnow
 from approver.emulator import register as register_emulator
@@ -232,7 +232,7 @@ def build_runtime(
 def _client_settings(settings: Settings, target: Target) -> ClientSettings:
     try:
         url = target.url
-    except UnknownRegion as exc:
+    except EndpointError as exc:
         raise Failure(str(exc)) from None
     http = settings.http
     return ClientSettings(
@@ -286,6 +286,12 @@ async def _run(
         notifier=Notifier(),
     )
     try:
+        if runtime.audit is not None:
+            # A crash between an intent and its outcome: read those endpoints again first,
+            # so an accept that went through is confirmed, never sent a second time.
+            intents = runtime.audit.unresolved_intents()
+            for sweeper in runtime.sweepers if intents else ():
+                await sweeper.resolve_intents(intents)
         if once:
             results = await daemon.sweep_once()
             return EX_OK if all(r.clean for r in results) else EX_SWEEP_ERRORS

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from approver import yamlfile
-from approver.cloud.regions import UnknownRegion, endpoint_for
+from approver.cloud.regions import EndpointError, endpoint_for
 
 ENV_PREFIX = "VPCEP_APPROVER_"
 PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -219,7 +219,7 @@ def _check(settings: Settings, name: str, doc: yamlfile.YamlDocument | None) -> 
     for i, target in enumerate(settings.targets):
         try:
             _ = target.url
-        except UnknownRegion as exc:
+        except EndpointError as exc:
             line, col = doc.locate(("targets", i, "region")) if doc else (None, None)
             where = f"{name}:{line}:{col}" if line else name
             problems.append(f"{where}: targets[{i}].region: {exc}")

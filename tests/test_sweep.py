@@ -262,3 +262,54 @@ class _NullLogger:
 
     def __getattr__(self, name: str) -> Any:
         return self.info
+
+
+def test_intent_without_outcome_is_resolved_by_reading_not_by_posting(
+    emulator: Emulator, clock: FakeClock, policy: Policy, tmp_path: Path
+) -> None:
+    """After a crash between POST and outcome, the endpoint is read again: confirmed, no second POST."""
+    acme = next(c["id"] for c in emulator.connections(ORDERS) if c["domain_id"] == ACME)
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, clock=clock) as log:
+        log.append(
+            {
+                "event": "decision",
+                "decision_id": "d" * 32,
+                "sweep_id": "s" * 32,
+                "target": "demo",
+                "service_id": ORDERS,
+                "service_name": "orders-api",
+                "endpoint_id": acme,
+                "domain_id": ACME,
+                "action": "accept",
+                "rule_id": "partners-prod",
+                "reason": "r",
+                "policy_digest": policy.digest,
+                "dry_run": False,
+            }
+        )
+    emulator.set_status(ORDERS, acme, "accepted")  # the POST went through before the crash
+
+    async def restart() -> list[dict[str, Any]]:
+        client = VpcepClient(
+            ClientSettings(endpoint=emulator.url, project_id=PROJECT),
+            lambda: Credentials(DEMO_AK, DEMO_SK),
+            clock=clock,
+        )
+        with AuditLog(path, clock=clock) as log:
+            intents = log.unresolved_intents()
+            sweeper = Sweeper(
+                "demo", ServiceSelector(), client, AuditRecorder(log, _NullLogger(), clock), clock
+            )
+            try:
+                written = await sweeper.resolve_intents(intents)
+                await sweeper.run(policy)
+            finally:
+                await client.aclose()
+            assert log.unresolved_intents() == []
+        return written
+
+    [outcome] = asyncio.run(restart())
+    assert outcome["outcome"] == "confirmed_after_restart"
+    assert outcome["decision_id"] == "d" * 32
+    assert emulator.count("AcceptOrRejectEndpoint") == 3  # the other three, none for acme
