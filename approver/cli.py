@@ -37,7 +37,8 @@ EPILOG = """\
 examples:
   vpcep-approver run --config /etc/vpcep-approver/config.yaml
   vpcep-approver run --once --dry-run --config config.yaml     # one sweep, no POSTs
-  vpcep-approver plan --config config.yaml                     # what would happen now
+  vpcep-approver plan --config config.yaml --output plan.json  # what would happen now
+  vpcep-approver apply --config config.yaml --plan plan.json   # do exactly that, if still valid
   vpcep-approver check policies/example.yaml                   # validate and lint a policy
   vpcep-approver explain policies/example.yaml --domain 0c1f... --service-name orders-api
   vpcep-approver test policies/*.test.yaml                     # policy unit tests
@@ -113,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(plan)
     plan.add_argument("--output", type=Path, help="also write the plan as JSON to this file")
     plan.set_defaults(handler=cmd_plan)
+
+    apply = sub.add_parser(
+        "apply",
+        help="execute exactly the decisions of a reviewed plan file (from plan --output)",
+        description="Accept/reject exactly what a plan file says. Refuses the whole plan if the "
+        "policy changed since it was made, and any connection no longer pending.",
+    )
+    _common(apply)
+    apply.add_argument("--plan", type=Path, required=True, help="plan JSON from plan --output")
+    apply.add_argument("--dry-run", action="store_true", help="check and audit, send no POST")
+    apply.set_defaults(handler=cmd_apply)
 
     demo = sub.add_parser(
         "demo",
@@ -343,6 +355,42 @@ def cmd_plan(args: argparse.Namespace) -> int:
 async def _plan(runtime: Runtime) -> list[SweepResult]:
     try:
         return [await s.run(runtime.policies.policy, act=False) for s in runtime.sweepers]
+    finally:
+        await runtime.aclose()
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    try:
+        plan = json.loads(args.plan.read_text(encoding="utf-8"))
+        targets = {t["target"]: t["decisions"] for t in plan["targets"]}
+        digest = plan["policy_digest"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise Failure(f"{args.plan}: not a plan file ({type(exc).__name__}: {exc})") from None
+    settings = settings_from(args, **({"dry_run": True} if args.dry_run else {}))
+    _configure_logs(settings, sys.stderr)
+    runtime = build_runtime(settings, dry_run=settings.dry_run)
+    current = runtime.policies.policy.digest
+    if digest != current:
+        asyncio.run(runtime.aclose())
+        raise Failure(
+            f"{args.plan}: made under policy {digest[:12]}, the policy is now {current[:12]}: "
+            "run plan again and review it",
+            EX_SWEEP_ERRORS,
+        )
+    results = asyncio.run(_apply(runtime, targets))
+    for result in results:
+        print(table(result.rows))
+        print(summary(result))
+        for error in result.errors:
+            print(f"  ! {error}")
+    stale = any(row.outcome == "stale" for r in results for row in r.rows)
+    return EX_OK if all(r.clean for r in results) and not stale else EX_SWEEP_ERRORS
+
+
+async def _apply(runtime: Runtime, targets: dict[str, Any]) -> list[SweepResult]:
+    policy = runtime.policies.policy
+    try:
+        return [await s.apply(policy, targets.get(s.target, [])) for s in runtime.sweepers]
     finally:
         await runtime.aclose()
 

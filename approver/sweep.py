@@ -210,6 +210,50 @@ class Sweeper:
             written.append(self.recorder.write(outcome))
         return written
 
+    async def apply(self, policy: Policy, planned: Iterable[dict[str, Any]]) -> SweepResult:
+        """Execute exactly a reviewed plan's accepts and rejects, refusing the stale ones.
+
+        The caller has checked the plan was made under this policy (same digest). Each
+        connection is read again first: one that is no longer pending, or whose consumer
+        domain changed, is refused (``stale``), never acted on.
+        """
+        result = SweepResult(self.new_id(), self.target, policy.digest)
+        chosen = [p for p in planned if p.get("action") in API_ACTION]
+        limit = policy.limits.max_actions_per_sweep
+        if limit is not None and len(chosen) > limit:
+            result.limit_exceeded = True
+            result.errors.append(f"{len(chosen)} actions exceed max_actions_per_sweep={limit}")
+            return result
+        for item in chosen:
+            service = Service(id=str(item["service_id"]), name=str(item.get("service_name", "")))
+            decision = Decision(
+                action=item["action"],
+                rule_id=str(item.get("rule_id", "")),
+                reason=str(item.get("reason", "")),
+                trace=(),
+                policy_digest=policy.digest,
+            )
+            try:
+                current = await self.client.connection(service.id, str(item["endpoint_id"]))
+            except errors.CloudError as exc:
+                result.errors.append(f"{service.name}: reading {item['endpoint_id']}: {exc}")
+                continue
+            if (
+                current is None
+                or current.status != PENDING
+                or current.domain_id != item.get("domain_id")
+            ):
+                now = current.status if current else "gone"
+                planned_conn = Connection(str(item["endpoint_id"]), str(item.get("domain_id")), now)
+                result.rows.append(_row(service, planned_conn, decision, "stale", f"now {now}"))
+                continue
+            result.pending += 1
+            if self.stop_requested():
+                break
+            if await self._act(service, current, decision, result):
+                break
+        return result
+
     # -- listing ----------------------------------------------------------------------------
 
     async def _gather(self, policy: Policy, result: SweepResult) -> list[ServiceWork]:

@@ -236,3 +236,37 @@ def test_daemon_notifies_reloads_safely_and_stops_on_sigterm(
     events = [r.get("event") for r in records(out)]
     assert "policy_reload_failed" in events
     assert "Traceback" not in err
+
+
+def test_apply_executes_the_reviewed_plan_and_refuses_stale_entries(
+    tmp_path: Path, live: Emulator
+) -> None:
+    """apply --plan acts on exactly the planned accepts/rejects; one decided meanwhile is refused."""
+    config = write_config(tmp_path, live)
+    plan_file = tmp_path / "plan.json"
+    assert approver("plan", "--config", str(config), "--output", str(plan_file)).returncode == 0
+    planned = json.loads(plan_file.read_text())["targets"][0]["decisions"]
+    first = next(d for d in planned if d["action"] == "accept")
+    live.set_status(first["service_id"], first["endpoint_id"], "rejected")  # a human was faster
+    live.add_connection(
+        first["service_id"], domain_id="0c1f2e3d4c5b6a798877665544332211", description="SEC-9 late"
+    )
+    result = approver("apply", "--config", str(config), "--plan", str(plan_file))
+    assert result.returncode == 1, result.stderr
+    assert "stale" in result.stdout
+    assert live.count("AcceptOrRejectEndpoint") == 3  # 4 planned, 1 stale, the late one not planned
+    assert live.connection(first["service_id"], first["endpoint_id"])["status"] == "rejected"
+
+
+def test_apply_refuses_a_plan_made_under_another_policy(tmp_path: Path, live: Emulator) -> None:
+    """If the policy changed since the plan, nothing is applied."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(EXAMPLE_POLICY.read_text())
+    config = write_config(tmp_path, live, policy=[str(policy)])
+    plan_file = tmp_path / "plan.json"
+    assert approver("plan", "--config", str(config), "--output", str(plan_file)).returncode == 0
+    policy.write_text(EXAMPLE_POLICY.read_text() + "\n# edited\n")
+    result = approver("apply", "--config", str(config), "--plan", str(plan_file))
+    assert result.returncode == 1
+    assert "run plan again" in result.stderr
+    assert live.count("AcceptOrRejectEndpoint") == 0
