@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from approver import yamlfile
 from approver.cloud.regions import EndpointError, endpoint_for
+from approver.policy import yaml_source
 
 ENV_PREFIX = "VPCEP_APPROVER_"
 PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -171,13 +171,18 @@ def load_settings(
     cli: Mapping[str, Any] | None = None,
 ) -> tuple[Settings, list[str]]:
     """Build the settings; returns them and warnings (e.g. unknown environment variables)."""
-    doc: yamlfile.YamlDocument | None = None
+    doc: yaml_source.Document | None = None
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            doc = yamlfile.load(path)
-        except yamlfile.YamlError as exc:
-            raise ConfigError([str(exc)]) from None
+            doc, issues = yaml_source.parse(Path(path).read_bytes())
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+        except yaml_source.ReadError as exc:
+            raise ConfigError([_issue(path, i) for i in exc.issues]) from None
+        if issues:
+            # Same safe reader as policies: duplicate keys, nulls and tags are refused.
+            raise ConfigError([_issue(path, i) for i in issues])
         if doc.data is not None and not isinstance(doc.data, dict):
             raise ConfigError([f"{path}:1:1: the config must be a mapping of settings"])
         data = dict(doc.data or {})
@@ -207,7 +212,7 @@ def load_settings(
     return settings, warnings
 
 
-def _check(settings: Settings, name: str, doc: yamlfile.YamlDocument | None) -> list[str]:
+def _check(settings: Settings, name: str, doc: yaml_source.Document | None) -> list[str]:
     problems = []
     if not settings.policy:
         problems.append(f"{name}: policy: no policy file given (set policy: or --policy)")
@@ -226,14 +231,19 @@ def _check(settings: Settings, name: str, doc: yamlfile.YamlDocument | None) -> 
     return problems
 
 
-def _describe(exc: ValidationError, doc: yamlfile.YamlDocument | None, name: str) -> list[str]:
+def _issue(path: str | Path, issue: yaml_source.Issue) -> str:
+    field = ".".join(str(p) for p in issue.loc)
+    return f"{path}:{issue.line or 0}:{issue.column or 0}: {field + ': ' if field else ''}{issue.message}"
+
+
+def _describe(exc: ValidationError, doc: yaml_source.Document | None, name: str) -> list[str]:
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         dotted = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(
             ".[", "["
         )
-        line, col = doc.locate(loc) if doc else (None, None)
+        line, col = doc.locate(loc, key=err["type"] == "extra_forbidden") if doc else (None, None)
         where = f"{name}:{line}:{col}" if line else name
         message = err["msg"]
         if err["type"] == "extra_forbidden":

@@ -36,6 +36,7 @@ Semantics:
   internal failure is a ``fail-closed`` hold.
 """
 
+from approver.policy import _yaml as yaml_source  # the safe, position-keeping YAML reader
 from approver.policy._engine import Limits, Policy, Rule, TagCondition, decide
 from approver.policy._lint import lint
 from approver.policy._load import load_policy, load_policy_text
@@ -69,4 +70,5 @@ __all__ = [
     "lint",
     "load_policy",
     "load_policy_text",
+    "yaml_source",
 ]
