@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from approver.cloud.regions import EndpointError, endpoint_for
+from approver.cloud.regions import EndpointError, InvalidEndpoint, endpoint_for
 from approver.policy import yaml_source
 
 ENV_PREFIX = "VPCEP_APPROVER_"
@@ -225,9 +225,11 @@ def _check(settings: Settings, name: str, doc: yaml_source.Document | None) -> l
         try:
             _ = target.url
         except EndpointError as exc:
-            line, col = doc.locate(("targets", i, "region")) if doc else (None, None)
+            # Point at the field that is wrong: a bad URL, or a region with no known endpoint.
+            field = "endpoint" if isinstance(exc, InvalidEndpoint) else "region"
+            line, col = doc.locate(("targets", i, field)) if doc else (None, None)
             where = f"{name}:{line}:{col}" if line else name
-            problems.append(f"{where}: targets[{i}].region: {exc}")
+            problems.append(f"{where}: targets[{i}].{field}: {exc}")
     return problems
 
 

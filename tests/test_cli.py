@@ -270,3 +270,16 @@ def test_apply_refuses_a_plan_made_under_another_policy(tmp_path: Path, live: Em
     assert result.returncode == 1
     assert "run plan again" in result.stderr
     assert live.count("AcceptOrRejectEndpoint") == 0
+
+
+def test_bad_endpoint_url_names_the_endpoint_field(tmp_path: Path, live: Emulator) -> None:
+    """A malformed endpoint: URL is exit 78 pointing at targets[0].endpoint, not at the region."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"policy: [{EXAMPLE_POLICY}]\ntargets:\n  - project_id: {PROJECT}\n    endpoint: ftp://x\n"
+    )
+    result = approver("run", "--once", "--config", str(config))
+    assert result.returncode == 78
+    assert f"{config}:4:15: targets[0].endpoint:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert live.requests == []
